@@ -299,6 +299,10 @@ def start(name):
     check_port_free(name, PORTS[name])
     if name == "etcd":
         check_port_free(name, PORTS["etcd-peer"])
+    if name == "kwok":
+        # A new kwok manages a node only once it holds the node's lease; the leases of a kwok
+        # that stopped would block it for their whole duration (40 s).
+        kubectl("delete", "leases", "--all", "-n", "kube-node-lease")
     LOGS.mkdir(parents=True, exist_ok=True)
     PIDS.mkdir(parents=True, exist_ok=True)
     with open(LOGS / f"{name}.log", "ab") as log:
@@ -382,10 +386,14 @@ def kubectl(*args, stdin=None):
 
 
 def ready_nodes():
+    """Nodes that are Ready and whose lease kwok holds, so their pods will run."""
     nodes = json.loads(kubectl("get", "nodes", "-o", "json"))["items"]
+    leases = json.loads(kubectl("get", "leases", "-n", "kube-node-lease", "-o", "json"))["items"]
+    held = {lease["metadata"]["name"] for lease in leases if lease["spec"].get("holderIdentity")}
     return [node["metadata"]["name"] for node in nodes
-            if any(c["type"] == "Ready" and c["status"] == "True"
-                   for c in node.get("status", {}).get("conditions", []))]
+            if node["metadata"]["name"] in held
+            and any(c["type"] == "Ready" and c["status"] == "True"
+                    for c in node.get("status", {}).get("conditions", []))]
 
 
 # ---------------------------------------------------------------- commands

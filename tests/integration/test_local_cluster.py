@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, RUN_SECONDS
+from tests.integration.conftest import REPO, RUN_SECONDS
 
 CLUSTER_PY = str(REPO / "localcluster" / "cluster.py")
 

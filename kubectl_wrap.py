@@ -1,0 +1,130 @@
+"""The only module that runs kubectl (through the `sh` library), and a CLI for debugging.
+
+    python kubectl_wrap.py submit free|premium [--dataset mnist] [--dry-run]
+    python kubectl_wrap.py pods          # every pod, in the /config shape
+    python kubectl_wrap.py jobs          # this service's Jobs
+    python kubectl_wrap.py delete-jobs   # delete this service's Jobs and their pods
+
+kubectl finds the cluster the usual way (KUBECONFIG or ~/.kube/config). Every call passes its
+arguments as a list and has a timeout; a failure becomes KubectlError carrying one line a
+user can read, taken from kubectl's stderr.
+"""
+import argparse
+import json
+import re
+import sys
+
+import sh
+
+import config
+import manifest
+
+
+class KubectlError(Exception):
+    """kubectl is missing, timed out, could not reach the cluster, or the cluster refused."""
+
+
+# kubectl's own log lines ("E1204 15:45:53.660180 14708 memcache.go:265] ...") precede its message.
+KLOG_LINE = re.compile(r"^[IWEF]\d{4} \d\d:\d\d:\d\d")
+
+
+def reason(stderr):
+    """The line of kubectl's stderr that tells a user what went wrong: its final message."""
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    messages = [line for line in lines if not KLOG_LINE.match(line)] or lines
+    return messages[-1].removeprefix("error: ") if messages else "kubectl failed without a message"
+
+
+class Kubectl:
+    """kubectl calls with one timeout (seconds) each."""
+
+    def __init__(self, timeout):
+        self.timeout = timeout
+
+    def run(self, *args, stdin=None):
+        """Runs kubectl with the given arguments; returns its stdout."""
+        try:
+            kubectl = sh.Command("kubectl")
+        except sh.CommandNotFound:
+            raise KubectlError("kubectl is not installed or not on PATH") from None
+        try:
+            return kubectl(f"--request-timeout={self.timeout:g}s", *args, _in=stdin,
+                           _timeout=self.timeout)
+        except sh.TimeoutException:
+            raise KubectlError(f"kubectl {args[0]} timed out after {self.timeout:g}s") from None
+        except sh.ErrorReturnCode as error:
+            raise KubectlError(reason(error.stderr.decode(errors="replace"))) from None
+
+    def apply(self, obj):
+        """Creates (or updates) an object with `kubectl apply -f -`; returns it as stored."""
+        return json.loads(self.run("apply", "-f", "-", "-o", "json", stdin=json.dumps(obj)))
+
+    def pods(self):
+        """Every pod in every namespace, as kubectl returns them."""
+        return json.loads(self.run("get", "pods", "--all-namespaces", "-o", "json"))["items"]
+
+    def jobs(self):
+        """This service's Jobs in every namespace."""
+        return json.loads(self.run("get", "jobs", "--all-namespaces", "-l", manifest.SELECTOR,
+                                   "-o", "json"))["items"]
+
+    def delete_jobs(self, namespaces):
+        """Deletes this service's Jobs and, in the foreground, their pods."""
+        return "".join(self.run("delete", "jobs", "-n", namespace, "-l", manifest.SELECTOR,
+                                "--cascade=foreground", "--wait=true")
+                       for namespace in namespaces)
+
+    def readyz(self):
+        """Raises KubectlError unless the API server reports itself ready."""
+        self.run("get", "--raw", "/readyz")
+
+
+def pod_summary(pod):
+    """The five fields /config shows for a pod; None where the cluster has no value yet."""
+    return {
+        "node": pod.get("spec", {}).get("nodeName"),
+        "ip": pod.get("status", {}).get("podIP"),
+        "namespace": pod["metadata"]["namespace"],
+        "name": pod["metadata"]["name"],
+        "status": pod.get("status", {}).get("phase"),
+    }
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(prog="kubectl_wrap.py", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    submit = commands.add_parser("submit", help="start a training run of a tier")
+    submit.add_argument("tier", choices=["free", "premium"])
+    submit.add_argument("--dataset", choices=config.DATASETS, default="mnist")
+    submit.add_argument("--dry-run", action="store_true", help="print the Job; create nothing")
+    commands.add_parser("pods", help="every pod, as /config shows it")
+    commands.add_parser("jobs", help="this service's Jobs")
+    commands.add_parser("delete-jobs", help="delete this service's Jobs and their pods")
+    args = parser.parse_args(argv)
+
+    settings = config.load()
+    kubectl = Kubectl(settings.kubectl_timeout)
+    try:
+        if args.command == "submit":
+            job = manifest.job_manifest(settings.tiers[args.tier], args.dataset, settings)
+            if args.dry_run:
+                print(json.dumps(job, indent=2))
+            else:
+                created = kubectl.apply(job)
+                print(f"job/{created['metadata']['name']} created in {created['metadata']['namespace']}")
+        elif args.command == "pods":
+            print(json.dumps({"pods": [pod_summary(p) for p in kubectl.pods()]}, indent=2))
+        elif args.command == "jobs":
+            for job in kubectl.jobs():
+                print(f"{job['metadata']['namespace']}/{job['metadata']['name']}")
+        else:
+            tiers = settings.tiers.values()
+            print(kubectl.delete_jobs(sorted({tier.namespace for tier in tiers})), end="")
+    except KubectlError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
