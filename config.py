@@ -8,7 +8,7 @@
 | FREE_IMAGE               | [registry/]img-classification-ff:<tag>  | image of free runs (TYPE=ff)          |
 | PREMIUM_IMAGE            | [registry/]img-classification-cnv:<tag> | image of premium runs (TYPE=cnv)      |
 | RUN_CPU                  | 900m                                    | CPU request and limit of a run's pod  |
-| RUN_MEMORY               | 1Gi                                     | memory request and limit of a run     |
+| RUN_MEMORY               | 1536Mi                                  | memory request and limit of a run     |
 | JOB_TTL_SECONDS          | 86400                                   | how long a finished Job stays         |
 | JOB_BACKOFF_LIMIT        | 1                                       | retries of a failed run               |
 | KUBECTL_TIMEOUT_SECONDS  | 15                                      | limit of one kubectl call             |
@@ -77,7 +77,7 @@ def load(environ=None, env_file=SERVICE_ENV):
                             get("PREMIUM_IMAGE", f"{prefix}img-classification-cnv:{tag}")),
         },
         cpu=get("RUN_CPU", "900m"),
-        memory=get("RUN_MEMORY", "1Gi"),
+        memory=get("RUN_MEMORY", "1536Mi"),
         job_ttl_seconds=int(get("JOB_TTL_SECONDS", "86400")),
         job_backoff_limit=int(get("JOB_BACKOFF_LIMIT", "1")),
         kubectl_timeout=float(get("KUBECTL_TIMEOUT_SECONDS", "15")),

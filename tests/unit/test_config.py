@@ -7,7 +7,7 @@ def test_defaults_name_the_local_images_and_the_tier_table(settings):
     assert (free.namespace, free.model, free.image) == ("free-service", "ff", "img-classification-ff:local")
     assert (premium.namespace, premium.model, premium.image) == ("default", "cnv",
                                                                  "img-classification-cnv:local")
-    assert (settings.cpu, settings.memory) == ("900m", "1Gi")
+    assert (settings.cpu, settings.memory) == ("900m", "1536Mi")
 
 
 def test_registry_and_tag_prefix_both_images(tmp_path):

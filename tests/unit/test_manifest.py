@@ -20,8 +20,8 @@ def test_job_runs_the_tier_model_on_the_dataset(settings, tier, dataset, namespa
     container = job["spec"]["template"]["spec"]["containers"][0]
     assert container["image"] == settings.tiers[tier].image
     assert {e["name"]: e["value"] for e in container["env"]} == {"DATASET": dataset, "TYPE": model}
-    assert container["resources"] == {"requests": {"cpu": "900m", "memory": "1Gi"},
-                                      "limits": {"cpu": "900m", "memory": "1Gi"}}
+    assert container["resources"] == {"requests": {"cpu": "900m", "memory": "1536Mi"},
+                                      "limits": {"cpu": "900m", "memory": "1536Mi"}}
 
 
 def test_job_finishes_once_and_is_cleaned_up(settings):
