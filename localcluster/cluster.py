@@ -5,8 +5,9 @@
 
 `up` builds the binaries once (cached by version under $XDG_CACHE_HOME), starts etcd,
 kube-apiserver, kube-controller-manager, kube-scheduler and kwok, registers two EKS-shaped
-nodes, applies the project's namespace and quota, and returns once `kubectl get nodes` shows
-them Ready. Re-running it is safe. Runtime state lives in .cluster/ of the checkout.
+nodes and returns once `kubectl get nodes` shows them Ready. Re-running it is safe. Runtime
+state lives in .cluster/ of the checkout. `setup.sh local up` then applies the project's
+yaml/ with the same step the EKS target runs.
 Standard library only: it runs before the project's virtualenv exists.
 """
 import hashlib
@@ -29,8 +30,6 @@ STATE = Path(os.environ.get("LOCAL_CLUSTER_DIR", REPO / ".cluster"))
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "img-classification" / "bin"
 # How long a simulated training pod runs before it Succeeds.
 RUN_SECONDS = float(os.environ.get("LOCAL_RUN_SECONDS", "30"))
-# Manifests of the project applied to every cluster (the EKS target applies the same files).
-PROJECT_MANIFESTS = [REPO / "yaml" / "free-service.yaml"]
 
 PORTS = {
     "etcd": 12379,
@@ -419,8 +418,6 @@ def up():
         start(name)
         started_any = True
     kubectl("apply", "-f", str(HERE / "nodes.yaml"))
-    for manifest in PROJECT_MANIFESTS:
-        kubectl("apply", "-f", str(manifest))
     wait_until(lambda: len(ready_nodes()) == 2, 60, "the two nodes did not become Ready")
     if started_any:
         done(f"cluster ready: nodes {', '.join(ready_nodes())}; "

@@ -21,7 +21,7 @@ os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get(
 @pytest.fixture(scope="session")
 def kubeconfig():
     env = {**os.environ, "LOCAL_RUN_SECONDS": RUN_SECONDS}
-    result = subprocess.run([sys.executable, str(REPO / "localcluster" / "cluster.py"), "up"],
+    result = subprocess.run(["bash", str(REPO / "setup.sh"), "local", "up"],
                             env=env, capture_output=True, text=True, timeout=3000)
     if result.returncode != 0:
         pytest.fail("the local cluster could not start (`bash setup.sh local up`):\n"
