@@ -13,6 +13,7 @@
 | JOB_BACKOFF_LIMIT        | 1                                       | retries of a failed run               |
 | KUBECTL_TIMEOUT_SECONDS  | 15                                      | limit of one kubectl call             |
 | KUBECTL_CONCURRENCY      | 8                                       | kubectl processes running at once     |
+| QUEUE_HANDOFF            | 1                                       | 0 stops nudging queued free runs      |
 
 `setup.sh eks up` writes the pushed image names to service.env in the checkout (KEY=VALUE
 lines); a value there applies unless the environment sets the same variable.
@@ -46,6 +47,7 @@ class Settings:
     job_backoff_limit: int
     kubectl_timeout: float
     kubectl_concurrency: int
+    queue_handoff: bool
 
 
 def _file_settings(path):
@@ -82,4 +84,5 @@ def load(environ=None, env_file=SERVICE_ENV):
         job_backoff_limit=int(get("JOB_BACKOFF_LIMIT", "1")),
         kubectl_timeout=float(get("KUBECTL_TIMEOUT_SECONDS", "15")),
         kubectl_concurrency=int(get("KUBECTL_CONCURRENCY", "8")),
+        queue_handoff=get("QUEUE_HANDOFF", "1") != "0",
     )

@@ -63,10 +63,44 @@ class Kubectl:
         """Every pod in every namespace, as kubectl returns them."""
         return json.loads(self.run("get", "pods", "--all-namespaces", "-o", "json"))["items"]
 
-    def jobs(self):
-        """This service's Jobs in every namespace."""
+    def jobs(self, name=None):
+        """This service's Jobs in every namespace (only the one of that name, if given)."""
+        by_name = [f"--field-selector=metadata.name={name}"] if name else []
         return json.loads(self.run("get", "jobs", "--all-namespaces", "-l", manifest.SELECTOR,
+                                   *by_name, "-o", "json"))["items"]
+
+    def service_pods(self, job_name=None):
+        """The pods of this service's runs (only those of one Job, if given)."""
+        selector = manifest.SELECTOR + (f",job-name={job_name}" if job_name else "")
+        return json.loads(self.run("get", "pods", "--all-namespaces", "-l", selector,
                                    "-o", "json"))["items"]
+
+    def logs(self, namespace, pod):
+        """The training container's whole log."""
+        return self.run("logs", "-n", namespace, pod, "--tail=-1")
+
+    def annotate_jobs(self, namespace, names, key, value):
+        return self.run("annotate", "jobs", "-n", namespace, *names, f"{key}={value}", "--overwrite")
+
+    def delete_job(self, namespace, name):
+        """Deletes one Job and, in the foreground, its pod."""
+        return self.run("delete", "job", name, "-n", namespace, "--cascade=foreground", "--wait=true")
+
+    def watch_pods(self, namespace):
+        """Yields (event, pod name, phase) for this service's pods in a namespace, until the
+        watch ends (after five minutes, or when the cluster goes away)."""
+        try:
+            lines = sh.Command("kubectl")(
+                "--request-timeout=5m", "get", "pods", "-n", namespace, "-l", manifest.SELECTOR, "--watch",
+                "--output-watch-events", "--no-headers",
+                "-o", "custom-columns=EVENT:.type,NAME:.object.metadata.name,PHASE:.object.status.phase",
+                _iter=True)
+            for line in lines:
+                fields = line.split()
+                if len(fields) == 3:
+                    yield tuple(fields)
+        except (sh.CommandNotFound, sh.ErrorReturnCode) as error:
+            raise KubectlError(f"watching pods in {namespace} stopped: {error.__class__.__name__}") from None
 
     def delete_jobs(self, namespaces):
         """Deletes this service's Jobs and, in the foreground, their pods."""

@@ -2,6 +2,7 @@
 import copy
 import re
 import secrets
+from datetime import datetime, timezone
 from functools import lru_cache
 from pathlib import Path
 
@@ -11,6 +12,8 @@ TEMPLATE = Path(__file__).resolve().parent / "yaml" / "job.yaml"
 MANAGED_BY = {"app.kubernetes.io/managed-by": "img-classification-svc"}
 # Labels this service puts on its Jobs and pods; the selector finds exactly its own runs.
 SELECTOR = ",".join(f"{key}={value}" for key, value in MANAGED_BY.items())
+# When the request arrived, to the millisecond: orders the free tier's queue.
+SUBMITTED_ANNOTATION = "img-classification/submitted-at"
 # DNS-1123 label, at most 63 characters: the form of every Job name this service creates.
 JOB_NAME = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
@@ -34,8 +37,9 @@ def job_manifest(tier, dataset, settings, name=None):
         "img-classification/dataset": dataset,
         "img-classification/model": tier.model,
     }
+    submitted = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
     job["metadata"].update(name=name or job_name(tier, dataset), namespace=tier.namespace,
-                           labels=labels)
+                           labels=labels, annotations={SUBMITTED_ANNOTATION: submitted})
     job["spec"]["backoffLimit"] = settings.job_backoff_limit
     job["spec"]["ttlSecondsAfterFinished"] = settings.job_ttl_seconds
     pod = job["spec"]["template"]

@@ -5,6 +5,10 @@
 POST /img-classification/free     {"dataset": "mnist"|"kmnist"} -> a feed-forward run in free-service
 POST /img-classification/premium  {"dataset": "mnist"|"kmnist"} -> a convolutional run in default
 GET  /config                      every pod of the cluster: node, ip, namespace, name, status
+GET  /jobs[?tier=free|premium]    this service's runs, newest first: state, queue position, accuracy
+GET  /jobs/<name>                 one run, with its pod, node, latest progress and accuracy
+GET  /jobs/<name>/logs[?follow=1] the run's log as text; follow streams it until the run ends
+DELETE /jobs/<name>               cancels the run (its pod goes too)
 GET  /healthz, /readyz            the process lives / the cluster answers
 
 Errors are JSON {"error": "..."}: 400 bad input, 413 body too large, 404, 405, and 503 when
@@ -20,9 +24,12 @@ from sanic import Sanic
 from sanic.handlers import ErrorHandler
 from sanic.exceptions import PayloadTooLarge, SanicException
 from sanic.response import json as json_response
+from sanic.response import text as text_response
 
 import config
 import manifest
+import runs
+from handoff import QueueHandoff
 from kubectl_wrap import Kubectl, KubectlError, pod_summary
 
 log = logging.getLogger("svc")
@@ -34,6 +41,13 @@ class BadRequest(SanicException):
 
 class ClusterUnavailable(SanicException):
     status_code = 503
+
+
+class RunNotFound(SanicException):
+    status_code = 404
+
+# How often a followed log is read again while its run goes on.
+FOLLOW_INTERVAL_SECONDS = 1.0
 
 
 class JSONErrors(ErrorHandler):
@@ -78,9 +92,15 @@ def create_app(settings=None, name="img_classification"):
     async def start_pool(app):
         # kubectl blocks for tens of milliseconds: it runs on these threads, never on the loop.
         app.ctx.pool = ThreadPoolExecutor(settings.kubectl_concurrency, thread_name_prefix="kubectl")
+        app.ctx.handoff = None
+        if settings.queue_handoff:
+            app.ctx.handoff = QueueHandoff(kubectl, settings.tiers["free"].namespace)
+            app.ctx.handoff.start()
 
     @app.after_server_stop
     async def stop_pool(app):
+        if app.ctx.handoff:
+            app.ctx.handoff.stop()
         app.ctx.pool.shutdown(wait=False, cancel_futures=True)
 
     async def in_thread(call, *args):
@@ -113,6 +133,97 @@ def create_app(settings=None, name="img_classification"):
     async def cluster_config(request):
         pods = await in_thread(kubectl.pods)
         return json_response({"pods": [pod_summary(pod) for pod in pods]})
+
+    def check_name(name):
+        if not manifest.JOB_NAME.match(name):
+            raise BadRequest(f"{json.dumps(name)} is not a valid Job name (lowercase letters, "
+                             "digits and '-', at most 63)")
+
+    async def find_run(name):
+        """This service's Job of that name and its newest pod; 400 or 404 otherwise."""
+        check_name(name)
+        jobs = await in_thread(kubectl.jobs, name)
+        if not jobs:
+            raise RunNotFound(f"no run named {name}")
+        pods = await in_thread(kubectl.service_pods, name)
+        return jobs[0], runs.newest_pod(pods)
+
+    async def run_log(job, pod):
+        """The run's log so far ('' before its container starts)."""
+        if pod is None or pod.get("status", {}).get("phase") not in ("Running", "Succeeded", "Failed"):
+            return ""
+        return await in_thread(kubectl.logs, job["metadata"]["namespace"], pod["metadata"]["name"])
+
+    async def record_accuracy(run, job, log):
+        """Keeps a finished run's accuracy on its Job, so it outlives the log and this process."""
+        if run["state"] != "Succeeded" or run["accuracy"] is not None:
+            return
+        run["accuracy"] = runs.accuracy(log)
+        if run["accuracy"] is not None:
+            await in_thread(kubectl.annotate_jobs, job["metadata"]["namespace"], [job["metadata"]["name"]],
+                            runs.ACCURACY_ANNOTATION, str(run["accuracy"]))
+
+    @app.get("/jobs")
+    async def list_runs(request):
+        tier = request.args.get("tier")
+        if tier is not None and tier not in settings.tiers:
+            raise BadRequest(f"tier must be {' or '.join(settings.tiers)}, not {json.dumps(tier)}")
+        jobs = await in_thread(kubectl.jobs)
+        pods = await in_thread(kubectl.service_pods)
+        listed = runs.listing(jobs, pods, tier)
+        by_name = {job["metadata"]["name"]: job for job in jobs}
+        by_job = runs.pods_by_job(pods)
+        for run in listed:
+            if run["state"] == "Succeeded" and run["accuracy"] is None:
+                pod = by_job.get((run["namespace"], run["name"]))
+                await record_accuracy(run, by_name[run["name"]], await run_log(by_name[run["name"]], pod))
+        return json_response({"jobs": listed})
+
+    @app.get("/jobs/<name>")
+    async def one_run(request, name):
+        check_name(name)
+        # All runs, since a queue position depends on the other free runs.
+        jobs = await in_thread(kubectl.jobs)
+        pods = await in_thread(kubectl.service_pods)
+        run = next((r for r in runs.listing(jobs, pods) if r["name"] == name), None)
+        if run is None:
+            raise RunNotFound(f"no run named {name}")
+        job = next(j for j in jobs if j["metadata"]["name"] == name)
+        pod = runs.pods_by_job(pods).get((run["namespace"], name))
+        log = await run_log(job, pod)
+        await record_accuracy(run, job, log)
+        run.update(pod=pod and pod["metadata"]["name"], node=pod and pod["spec"].get("nodeName"),
+                   progress=runs.progress(log))
+        return json_response(run)
+
+    @app.get("/jobs/<name>/logs")
+    async def run_logs(request, name):
+        job, pod = await find_run(name)
+        if request.args.get("follow") not in ("1", "true"):
+            return text_response(await run_log(job, pod))
+        response = await request.respond(content_type="text/plain; charset=utf-8")
+        sent = 0
+        while True:
+            log = await run_log(job, pod)
+            if len(log) > sent:
+                await response.send(log[sent:])
+                sent = len(log)
+            if runs.state(job, pod) in ("Succeeded", "Failed"):
+                break
+            await asyncio.sleep(FOLLOW_INTERVAL_SECONDS)
+            jobs = await in_thread(kubectl.jobs, name)
+            if not jobs:  # cancelled while followed
+                break
+            job, pod = jobs[0], runs.newest_pod(await in_thread(kubectl.service_pods, name))
+        await response.eof()
+
+    @app.delete("/jobs/<name>")
+    async def cancel_run(request, name):
+        job, _ = await find_run(name)
+        namespace = job["metadata"]["namespace"]
+        await in_thread(kubectl.delete_job, namespace, name)
+        log.info("cancelled job %s/%s", namespace, name)
+        return json_response({"cancelled": name, "namespace": namespace})
 
     @app.get("/healthz")
     async def healthz(request):

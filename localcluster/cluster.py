@@ -186,7 +186,9 @@ def write_kubeconfigs():
 def write_kwok_config():
     """Returns True when the file changed (kwok must restart to read it)."""
     path = STATE / "kwok.yaml"
-    text = (HERE / "kwok.yaml").read_text().replace("RUN_MILLISECONDS", str(int(RUN_SECONDS * 1000)))
+    text = (HERE / "kwok.yaml").read_text() \
+        .replace("RUN_MILLISECONDS", str(int(RUN_SECONDS * 1000))) \
+        .replace("RECORDED_LOG", str(HERE / "logs" / "classify-mnist-ff.log"))
     if path.exists() and path.read_text() == text:
         return False
     path.write_text(text)
@@ -406,7 +408,7 @@ def up():
     ensure_pki()
     write_kubeconfigs()
     if write_kwok_config() and pid_of("kwok") is not None:
-        step(f"simulated run time changed to {RUN_SECONDS:g}s: restarting kwok")
+        step(f"kwok's configuration changed (run time {RUN_SECONDS:g}s): restarting kwok")
         stop("kwok")
     started_any = False
     for name in COMPONENTS:

@@ -3,14 +3,13 @@ free-service that queues the third 0.9-CPU run, no quota in default, and a clean
 import os
 import subprocess
 import sys
-import time
 import uuid
 from datetime import datetime
 from pathlib import Path
 
 import pytest
 
-from tests.integration.conftest import REPO, RUN_SECONDS
+from tests.integration.conftest import REPO, RUN_SECONDS, wait_for
 
 CLUSTER_PY = str(REPO / "localcluster" / "cluster.py")
 
@@ -54,16 +53,6 @@ def pods(kubectl, namespace, label):
 
 def parse_time(stamp):
     return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-
-
-def wait_for(predicate, seconds, what):
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.3)
-    raise AssertionError(f"timed out after {seconds}s waiting for {what}")
 
 
 def test_two_ready_t3_medium_nodes(kubectl):

@@ -2,65 +2,17 @@
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.integration.conftest import REPO
-from tests.integration.test_local_cluster import wait_for
+from tests.integration.conftest import REPO, SELECTOR, wait_for
 
-SELECTOR = "app.kubernetes.io/managed-by=img-classification-svc"
 CLUSTER_PY = str(REPO / "localcluster" / "cluster.py")
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
-@pytest.fixture(scope="module")
-def service(kubeconfig):
-    """The real service process on a free port; its log is printed if a test fails."""
-    port = free_port()
-    log = open(Path(os.environ.get("TMPDIR", "/tmp")) / f"svc-{port}.log", "w+")
-    process = subprocess.Popen([sys.executable, str(REPO / "svc.py"), "--host", "127.0.0.1",
-                                "--port", str(port)], stdout=log, stderr=subprocess.STDOUT,
-                               env={**os.environ, "KUBECONFIG": str(kubeconfig)})
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_for(lambda: _answers(url), 30, "svc.py to answer /healthz")
-    except AssertionError:
-        log.seek(0)
-        raise AssertionError(f"svc.py did not start:\n{log.read()}") from None
-    yield url
-    process.send_signal(signal.SIGINT)
-    process.wait(timeout=15)
-
-
-def _answers(url):
-    try:
-        return httpx.get(f"{url}/healthz", timeout=1).status_code == 200
-    except httpx.HTTPError:
-        return False
-
-
-@pytest.fixture
-def no_jobs(kubectl):
-    """Each test starts and ends with none of the service's Jobs in the cluster."""
-    def clean():
-        for namespace in ("default", "free-service"):
-            kubectl("delete", "jobs", "-n", namespace, "-l", SELECTOR, "--cascade=foreground",
-                    "--wait=true", "--timeout=120s")
-    clean()
-    yield
-    clean()
 
 
 def service_jobs(kubectl):

@@ -9,5 +9,6 @@ Sanic.test_mode = True  # lets every test build a fresh app under the same name
 
 @pytest.fixture
 def settings(tmp_path):
-    """The documented defaults: an empty environment and no service.env."""
-    return config.load(environ={}, env_file=tmp_path / "service.env")
+    """The documented defaults (an empty environment, no service.env), except that the queue
+    hand-off, which watches a real cluster, stays off."""
+    return config.load(environ={"QUEUE_HANDOFF": "0"}, env_file=tmp_path / "service.env")

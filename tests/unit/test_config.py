@@ -23,3 +23,8 @@ def test_service_env_applies_unless_the_environment_overrides_it(tmp_path):
     settings = config.load(environ={"PREMIUM_IMAGE": "mine/cnv:2"}, env_file=env_file)
     assert settings.tiers["free"].image == "ecr/ff:1"
     assert settings.tiers["premium"].image == "mine/cnv:2"
+
+
+def test_queue_handoff_is_on_unless_turned_off(tmp_path):
+    assert config.load(environ={}, env_file=tmp_path / "none").queue_handoff is True
+    assert config.load(environ={"QUEUE_HANDOFF": "0"}, env_file=tmp_path / "none").queue_handoff is False
