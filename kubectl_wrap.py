@@ -3,6 +3,9 @@
     python kubectl_wrap.py submit free|premium [--dataset mnist] [--dry-run]
     python kubectl_wrap.py pods          # every pod, in the /config shape
     python kubectl_wrap.py jobs          # this service's Jobs
+    python kubectl_wrap.py runs [--tier free|premium]   # its runs as GET /jobs shows them
+    python kubectl_wrap.py logs NAME     # a run's log
+    python kubectl_wrap.py cancel NAME   # delete a run's Job and its pod
     python kubectl_wrap.py delete-jobs   # delete this service's Jobs and their pods
 
 kubectl finds the cluster the usual way (KUBECONFIG or ~/.kube/config). Every call passes its
@@ -18,6 +21,7 @@ import sh
 
 import config
 import manifest
+import runs
 
 
 class KubectlError(Exception):
@@ -133,6 +137,10 @@ def main(argv=None):
     submit.add_argument("--dry-run", action="store_true", help="print the Job; create nothing")
     commands.add_parser("pods", help="every pod, as /config shows it")
     commands.add_parser("jobs", help="this service's Jobs")
+    runs_cmd = commands.add_parser("runs", help="this service's runs, as GET /jobs shows them")
+    runs_cmd.add_argument("--tier", choices=["free", "premium"])
+    commands.add_parser("logs", help="a run's log").add_argument("name")
+    commands.add_parser("cancel", help="delete a run's Job and its pod").add_argument("name")
     commands.add_parser("delete-jobs", help="delete this service's Jobs and their pods")
     args = parser.parse_args(argv)
 
@@ -151,6 +159,20 @@ def main(argv=None):
         elif args.command == "jobs":
             for job in kubectl.jobs():
                 print(f"{job['metadata']['namespace']}/{job['metadata']['name']}")
+        elif args.command == "runs":
+            print(json.dumps({"jobs": runs.listing(kubectl.jobs(), kubectl.service_pods(), args.tier)},
+                             indent=2))
+        elif args.command in ("logs", "cancel"):
+            found = kubectl.jobs(args.name)
+            if not found:
+                print(f"error: no run named {args.name}", file=sys.stderr)
+                return 1
+            namespace = found[0]["metadata"]["namespace"]
+            if args.command == "cancel":
+                print(kubectl.delete_job(namespace, args.name), end="")
+            else:
+                pod = runs.newest_pod(kubectl.service_pods(args.name))
+                print(kubectl.logs(namespace, pod["metadata"]["name"]) if pod else "", end="")
         else:
             tiers = settings.tiers.values()
             print(kubectl.delete_jobs(sorted({tier.namespace for tier in tiers})), end="")

@@ -50,6 +50,24 @@ class RunNotFound(SanicException):
 FOLLOW_INTERVAL_SECONDS = 1.0
 
 
+class Coalesced:
+    """Runs an async call once for every caller that arrives while it is in flight; a caller
+    after it finished starts a new one. Its answer is at most one call old."""
+
+    def __init__(self, call):
+        self.call = call
+        self.pending = None
+
+    async def __call__(self):
+        if self.pending is None:
+            self.pending = asyncio.ensure_future(self.call())
+            self.pending.add_done_callback(self._finished)
+        return await asyncio.shield(self.pending)
+
+    def _finished(self, _):
+        self.pending = None
+
+
 class JSONErrors(ErrorHandler):
     """Every error, Sanic's own (404, 405, 413) included, as {"error": "..."}; never a trace."""
 
@@ -92,6 +110,9 @@ def create_app(settings=None, name="img_classification"):
     async def start_pool(app):
         # kubectl blocks for tens of milliseconds: it runs on these threads, never on the loop.
         app.ctx.pool = ThreadPoolExecutor(settings.kubectl_concurrency, thread_name_prefix="kubectl")
+        # A pod listing costs kubectl a CPU-bound fraction of a second: requests that arrive
+        # while one is in flight share it, so /config keeps answering under load.
+        app.ctx.all_pods = Coalesced(lambda: in_thread(kubectl.pods))
         app.ctx.handoff = None
         if settings.queue_handoff:
             app.ctx.handoff = QueueHandoff(kubectl, settings.tiers["free"].namespace)
@@ -131,7 +152,7 @@ def create_app(settings=None, name="img_classification"):
 
     @app.get("/config")
     async def cluster_config(request):
-        pods = await in_thread(kubectl.pods)
+        pods = await app.ctx.all_pods()
         return json_response({"pods": [pod_summary(pod) for pod in pods]})
 
     def check_name(name):

@@ -127,3 +127,64 @@ def test_health_and_readiness(app, mocker):
     mocker.patch.object(Kubectl, "readyz", side_effect=KubectlError("connection refused"))
     response = call(app, "get", "/readyz")
     assert response.status == 503 and "connection refused" in response.json["error"]
+
+
+def test_jobs_list_derives_states_and_keeps_a_new_accuracy_on_the_job(app, mocker):
+    from tests.unit.test_runs import job, pod
+    done = job("free-done", conditions=["Complete"], submitted="2026-12-04T09:00:00.000+00:00")
+    jobs = [done, job("free-run", submitted="2026-12-04T09:30:00.000+00:00"),
+            job("free-wait", submitted="2026-12-04T10:00:00.000+00:00")]
+    mocker.patch.object(Kubectl, "jobs", return_value=jobs)
+    mocker.patch.object(Kubectl, "service_pods", return_value=[pod("free-done", "Succeeded"),
+                                                              pod("free-run", "Running")])
+    mocker.patch.object(Kubectl, "logs", return_value="Accuracy of the network on the 10000 test images: 97.50 %\n")
+    annotate = mocker.patch.object(Kubectl, "annotate_jobs")
+    response = call(app, "get", "/jobs")
+    assert response.status == 200
+    assert [(r["name"], r["state"], r["queue_position"], r["accuracy"]) for r in response.json["jobs"]] == [
+        ("free-wait", "Queued", 1, None), ("free-run", "Running", None, None),
+        ("free-done", "Succeeded", None, 97.5)]
+    annotate.assert_called_once_with("free-service", ["free-done"], "img-classification/accuracy", "97.5")
+
+
+@pytest.mark.parametrize("method, path, status", [
+    ("get", "/jobs?tier=gold", 400), ("get", "/jobs/Bad_Name", 400), ("get", "/jobs/free-mnist-0000", 404),
+    ("delete", "/jobs/free-mnist-0000", 404), ("get", "/jobs/free-mnist-0000/logs", 404),
+    ("delete", "/jobs/-bad-", 400)])
+def test_jobs_errors_change_nothing(app, mocker, method, path, status):
+    mocker.patch.object(Kubectl, "jobs", return_value=[])
+    mocker.patch.object(Kubectl, "service_pods", return_value=[])
+    delete = mocker.patch.object(Kubectl, "delete_job")
+    response = call(app, method, path)
+    assert response.status == status and set(response.json) == {"error"}
+    delete.assert_not_called()
+
+
+def test_callers_during_a_call_in_flight_share_it_and_later_ones_start_anew():
+    calls = []
+
+    async def listing():
+        calls.append(len(calls))
+        await asyncio.sleep(0.05)
+        return f"listing {len(calls)}"
+
+    async def scenario():
+        shared = svc.Coalesced(listing)
+        together = await asyncio.gather(*(shared() for _ in range(10)))
+        later = await shared()
+        return together, later
+
+    together, later = asyncio.run(scenario())
+    assert together == ["listing 1"] * 10 and later == "listing 2" and len(calls) == 2
+
+
+def test_a_failed_call_fails_every_caller_that_shared_it():
+    async def refused():
+        await asyncio.sleep(0.01)
+        raise svc.ClusterUnavailable("cluster unavailable: refused")
+
+    async def scenario():
+        shared = svc.Coalesced(refused)
+        return await asyncio.gather(shared(), shared(), return_exceptions=True)
+
+    assert [str(e) for e in asyncio.run(scenario())] == ["cluster unavailable: refused"] * 2
