@@ -1,8 +1,6 @@
 """Following runs through /jobs on the real local cluster: queue positions, progress, logs,
 accuracy, cancel, and results that survive a restart of svc.py. Pods there run no container;
 kwok serves them a log recorded from a real classify.py run."""
-import time
-
 import httpx
 import pytest
 
@@ -30,18 +28,20 @@ def free_queue(url):
             {r["name"]: r["queue_position"] for r in runs if r["state"] == "Queued"})
 
 
-def test_four_free_runs_two_run_two_queue_and_all_end_with_an_accuracy(service, no_jobs):
-    # The first two start two seconds apart, so they also free their slots one at a time.
-    names = [submit(service)]
-    time.sleep(2)
-    names += [submit(service) for _ in range(3)]
-    running, queued = wait_for(lambda: (lambda q: q if len(q[0]) == 2 and len(q[1]) == 2 else None)(
-        free_queue(service)), 30, "two free runs Running and two Queued")
-    # The two submitted first run; the others wait in submission order.
-    assert running == set(names[:2])
-    assert queued == {names[2]: 1, names[3]: 2}
-    # As runs finish, the one waiting behind moves up to position 1.
-    wait_for(lambda: free_queue(service)[1] == {names[3]: 1}, 60, "the last run to move up to position 1")
+def test_free_runs_queue_in_order_move_up_and_all_end_with_an_accuracy(service, no_jobs):
+    names = [submit(service) for _ in range(5)]
+    running, queued = wait_for(lambda: (lambda q: q if len(q[0]) == 2 and len(q[1]) == 3 else None)(
+        free_queue(service)), 30, "two free runs Running and three Queued")
+    # Those waiting are numbered 1, 2, 3 in the order they were submitted.
+    waiting = [name for name in names if name not in running]
+    assert queued == {name: position for position, name in enumerate(waiting, start=1)}
+    # As runs finish, those still waiting move up: numbered from 1, in submission order.
+    def moved_up():
+        queued = free_queue(service)[1]
+        in_order = [name for name in names if name in queued]
+        return 0 < len(queued) < 3 and queued == {name: p for p, name in enumerate(in_order, start=1)}
+
+    wait_for(moved_up, 60, "the runs still waiting to move up")
     final = wait_for(lambda: (lambda runs: runs if all(r["state"] == "Succeeded" for r in runs) else None)(
         listed(service, tier="free")), 120, "every free run to succeed")
     assert [r["name"] for r in final] == names[::-1]  # newest first
@@ -52,14 +52,19 @@ def test_four_free_runs_two_run_two_queue_and_all_end_with_an_accuracy(service, 
 
 
 def test_cancelling_a_queued_run_moves_the_one_behind_up(service, kubectl, no_jobs):
-    names = [submit(service) for _ in range(4)]
-    wait_for(lambda: free_queue(service)[1] == {names[2]: 1, names[3]: 2}, 30, "two runs queued")
-    response = httpx.delete(f"{service}/jobs/{names[2]}", timeout=60)
+    for _ in range(4):
+        submit(service)
+    _, queued = wait_for(lambda: (lambda q: q if len(q[0]) == 2 and len(q[1]) == 2 else None)(
+        free_queue(service)), 30, "two free runs Running and two Queued")
+    first, behind = sorted(queued, key=queued.get)
+    response = httpx.delete(f"{service}/jobs/{first}", timeout=60)
     assert response.status_code == 200
-    assert response.json() == {"cancelled": names[2], "namespace": "free-service"}
-    assert names[2] not in {r["name"] for r in listed(service)}
-    assert kubectl.json("pods", "-n", "free-service", "-l", f"job-name={names[2]}")["items"] == []
-    assert free_queue(service)[1] in ({names[3]: 1}, {})
+    assert response.json() == {"cancelled": first, "namespace": "free-service"}
+    assert first not in {r["name"] for r in listed(service)}
+    assert kubectl.json("pods", "-n", "free-service", "-l", f"job-name={first}")["items"] == []
+    running, queued = free_queue(service)
+    # The run behind is now first in line (or already running, if a slot freed meanwhile).
+    assert queued == {behind: 1} or (queued == {} and behind in running)
 
 
 def test_following_a_run_streams_its_log_until_it_ends(service, no_jobs):
