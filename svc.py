@@ -33,6 +33,8 @@ from handoff import QueueHandoff
 from kubectl_wrap import Kubectl, KubectlError, pod_summary
 
 log = logging.getLogger("svc")
+# How often a followed log is read again while its run goes on.
+FOLLOW_INTERVAL_SECONDS = 1.0
 
 
 class BadRequest(SanicException):
@@ -45,9 +47,6 @@ class ClusterUnavailable(SanicException):
 
 class RunNotFound(SanicException):
     status_code = 404
-
-# How often a followed log is read again while its run goes on.
-FOLLOW_INTERVAL_SECONDS = 1.0
 
 
 class Coalesced:
