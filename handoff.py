@@ -16,6 +16,7 @@ from kubectl_wrap import KubectlError
 log = logging.getLogger("handoff")
 ANNOTATION = "img-classification/slot-freed-at"
 FINISHED = ("Succeeded", "Failed")
+RETRY_SECONDS = 5.0
 
 
 def frees_a_slot(event, pod, phase, finished):
@@ -81,6 +82,7 @@ class QueueHandoff:
                     if frees_a_slot(event, pod, phase, finished):
                         self.nudge()
             except KubectlError as error:
+                # The cluster went away: try again a little later, without flooding the log.
                 log.warning("queue hand-off paused: %s", error)
-            # The watch ends on its own timeout or when the cluster goes away: start it again.
-            self.stopping.wait(1)
+                self.stopping.wait(RETRY_SECONDS)
+            # Otherwise the watch reached its own time limit: it starts again at once.

@@ -45,12 +45,16 @@ class Kubectl:
     def __init__(self, timeout):
         self.timeout = timeout
 
-    def run(self, *args, stdin=None):
-        """Runs kubectl with the given arguments; returns its stdout."""
+    @staticmethod
+    def _command():
         try:
-            kubectl = sh.Command("kubectl")
+            return sh.Command("kubectl")
         except sh.CommandNotFound:
             raise KubectlError("kubectl is not installed or not on PATH") from None
+
+    def run(self, *args, stdin=None):
+        """Runs kubectl with the given arguments; returns its stdout."""
+        kubectl = self._command()
         try:
             return kubectl(f"--request-timeout={self.timeout:g}s", *args, _in=stdin,
                            _timeout=self.timeout)
@@ -93,18 +97,20 @@ class Kubectl:
     def watch_pods(self, namespace):
         """Yields (event, pod name, phase) for this service's pods in a namespace, until the
         watch ends (after five minutes, or when the cluster goes away)."""
+        kubectl = self._command()
         try:
-            lines = sh.Command("kubectl")(
+            lines = kubectl(
                 "--request-timeout=5m", "get", "pods", "-n", namespace, "-l", manifest.SELECTOR, "--watch",
                 "--output-watch-events", "--no-headers",
                 "-o", "custom-columns=EVENT:.type,NAME:.object.metadata.name,PHASE:.object.status.phase",
-                _iter=True)
+                _iter=True, _bg_exc=False)
             for line in lines:
                 fields = line.split()
                 if len(fields) == 3:
                     yield tuple(fields)
-        except (sh.CommandNotFound, sh.ErrorReturnCode) as error:
-            raise KubectlError(f"watching pods in {namespace} stopped: {error.__class__.__name__}") from None
+        except sh.ErrorReturnCode as error:
+            raise KubectlError(f"watching pods in {namespace} stopped: "
+                               f"{reason(error.stderr.decode(errors='replace'))}") from None
 
     def delete_jobs(self, namespaces):
         """Deletes this service's Jobs and, in the foreground, their pods."""
