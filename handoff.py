@@ -15,7 +15,6 @@ from kubectl_wrap import KubectlError
 
 log = logging.getLogger("handoff")
 ANNOTATION = "img-classification/slot-freed-at"
-FINISHED = ("Succeeded", "Failed")
 RETRY_SECONDS = 5.0
 
 
@@ -25,8 +24,8 @@ def frees_a_slot(event, pod, phase, finished):
     if event == "DELETED":
         counted = pod in finished
         finished.discard(pod)
-        return not counted and phase not in FINISHED
-    if phase in FINISHED and pod not in finished:
+        return not counted and phase not in runs.FINISHED
+    if phase in runs.FINISHED and pod not in finished:
         finished.add(pod)
         return True
     return False

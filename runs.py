@@ -8,6 +8,8 @@ import re
 import manifest
 
 ACCURACY_ANNOTATION = "img-classification/accuracy"
+# Phases (and run states) of a run that is over.
+FINISHED = ("Succeeded", "Failed")
 PROGRESS = re.compile(r"^Epoch \[(\d+)/(\d+)\], Step \[(\d+)/(\d+)\], Loss: ([\d.]+)$", re.M)
 ACCURACY = re.compile(r"^Accuracy of the network on the (\d+) test images: ([\d.]+) %$", re.M)
 

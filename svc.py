@@ -159,24 +159,33 @@ def create_app(settings=None, name="img_classification"):
             raise BadRequest(f"{json.dumps(name)} is not a valid Job name (lowercase letters, "
                              "digits and '-', at most 63)")
 
-    async def find_run(name):
-        """This service's Job of that name and its newest pod; 400 or 404 otherwise."""
-        check_name(name)
+    async def lookup_run(name):
+        """This service's Job of that name and its newest pod, or None."""
         jobs = await in_thread(kubectl.jobs, name)
         if not jobs:
+            return None
+        return jobs[0], runs.newest_pod(await in_thread(kubectl.service_pods, name))
+
+    async def find_run(name):
+        """As lookup_run, but 400 for an invalid name and 404 for no such run."""
+        check_name(name)
+        found = await lookup_run(name)
+        if found is None:
             raise RunNotFound(f"no run named {name}")
-        pods = await in_thread(kubectl.service_pods, name)
-        return jobs[0], runs.newest_pod(pods)
+        return found
 
     async def run_log(job, pod):
         """The run's log so far ('' before its container starts)."""
-        if pod is None or pod.get("status", {}).get("phase") not in ("Running", "Succeeded", "Failed"):
+        if pod is None or pod.get("status", {}).get("phase") not in ("Running", *runs.FINISHED):
             return ""
         return await in_thread(kubectl.logs, job["metadata"]["namespace"], pod["metadata"]["name"])
 
+    def needs_accuracy(run):
+        return run["state"] == "Succeeded" and run["accuracy"] is None
+
     async def record_accuracy(run, job, log):
         """Keeps a finished run's accuracy on its Job, so it outlives the log and this process."""
-        if run["state"] != "Succeeded" or run["accuracy"] is not None:
+        if not needs_accuracy(run):
             return
         run["accuracy"] = runs.accuracy(log)
         if run["accuracy"] is not None:
@@ -194,9 +203,9 @@ def create_app(settings=None, name="img_classification"):
         by_name = {job["metadata"]["name"]: job for job in jobs}
         by_job = runs.pods_by_job(pods)
         for run in listed:
-            if run["state"] == "Succeeded" and run["accuracy"] is None:
-                pod = by_job.get((run["namespace"], run["name"]))
-                await record_accuracy(run, by_name[run["name"]], await run_log(by_name[run["name"]], pod))
+            if needs_accuracy(run):
+                job = by_name[run["name"]]
+                await record_accuracy(run, job, await run_log(job, by_job.get((run["namespace"], run["name"]))))
         return json_response({"jobs": listed})
 
     @app.get("/jobs/<name>")
@@ -228,13 +237,13 @@ def create_app(settings=None, name="img_classification"):
             if len(log) > sent:
                 await response.send(log[sent:])
                 sent = len(log)
-            if runs.state(job, pod) in ("Succeeded", "Failed"):
+            if runs.state(job, pod) in runs.FINISHED:
                 break
             await asyncio.sleep(FOLLOW_INTERVAL_SECONDS)
-            jobs = await in_thread(kubectl.jobs, name)
-            if not jobs:  # cancelled while followed
+            found = await lookup_run(name)
+            if found is None:  # cancelled while followed
                 break
-            job, pod = jobs[0], runs.newest_pod(await in_thread(kubectl.service_pods, name))
+            job, pod = found
         await response.eof()
 
     @app.delete("/jobs/<name>")

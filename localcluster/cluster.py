@@ -401,9 +401,8 @@ def ready_nodes():
 
 def up():
     ensure_binaries()
-    for tool in ("openssl",):
-        if not shutil.which(tool):
-            raise ClusterError(f"{tool} is missing: apt-get install {tool}")
+    if not shutil.which("openssl"):
+        raise ClusterError("openssl is missing: apt-get install openssl")
     STATE.mkdir(parents=True, exist_ok=True)
     ensure_pki()
     write_kubeconfigs()
